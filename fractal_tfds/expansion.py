@@ -193,10 +193,12 @@ class Expansion:
         if self.sampling != "none":
             order = random_stream(seed, _STREAM_ENTRY_ORDER).permutation(nnz).astype(np.int32)
             self.entry_order = np.concatenate([order, order])  # (2 nnz,): windows never wrap
+            self.entry_position = np.empty(nnz, np.int32)  # inverse of order
+            self.entry_position[order] = np.arange(nnz, dtype=np.int32)
             self.offsets = random_stream(seed, _STREAM_OFFSETS).integers(
                 0, nnz, size=(m2, n2), dtype=np.int64)
         else:
-            self.entry_order = None
+            self.entry_order = self.entry_position = None
             self.offsets = np.zeros((m2, n2), np.int64)
 
         self.row_perm = self.col_perm = None

@@ -1,0 +1,1 @@
+"""TFDS dataset folders of fractal-tfds (installed as `fractal_tfds.builder`)."""

@@ -1,0 +1,1 @@
+"""The `fractal_movielens` TFDS dataset."""

@@ -1,0 +1,1 @@
+"""NCF reference models and benchmarks (installed as `fractal_tfds.models`)."""
