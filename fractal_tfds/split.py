@@ -50,6 +50,29 @@ class Split:
         rows = expansion.entry_rows[entries]
         return (self.last_entry[rows] == entries) & (self.test_block_col[users] == j)
 
+    def test_interactions(self, expansion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, values) of every test interaction, sorted by user."""
+        m = expansion.m
+        rows = np.arange(m, dtype=np.int32)
+        out_u, out_i, out_v = [], [], []
+        for i in range(expansion.m2):
+            for j in range(expansion.n2):
+                users = i * m + expansion.row_map(i, j, rows).astype(np.int64)
+                sel = self.test_block_col[users] == j
+                if not sel.any():
+                    continue
+                e = self.last_entry[sel]
+                out_u.append(users[sel])
+                out_i.append(j * expansion.n + expansion.col_map(i, j, expansion.entry_cols[e])
+                             .astype(np.int64))
+                v = expansion.entry_values[e]
+                out_v.append(v * expansion.block_weight[i, j] if expansion.values == "product" else v)
+        if not out_u:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        u, it, v = np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_v)
+        order = np.argsort(u, kind="stable")
+        return u[order], it[order], v[order].astype(np.float32)
+
 
 def last_entries(ratings) -> np.ndarray:
     """(m,) int32 CSR index of each real user's latest rating (ties: lowest column)."""
@@ -88,3 +111,4 @@ def leave_last_out(expansion) -> Split:
             best_ts[users[better]] = t[better]
             test_col[users[better]] = j
     return Split(last_entry=last, test_block_col=test_col)
+
