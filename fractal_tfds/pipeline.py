@@ -105,7 +105,7 @@ def _layout(expansion, batch_size: int, chunks_per_batch: int) -> StreamLayout:
 class LazyExpansion:
     """TensorFlow view of an `Expansion`: tables as constants, batch functions, datasets."""
 
-    def __init__(self, expansion, split=None):
+    def __init__(self, expansion, split=None, shuffle: bool = True):
         x = expansion
         self.x = x
         if x.nnz >= 2**30:
@@ -119,12 +119,22 @@ class LazyExpansion:
         self.weight = c(x.block_weight.ravel().astype(np.float32))
         self.offsets = c(x.offsets.ravel().astype(np.int32))
         self.entry_rows = c(x.entry_rows)
-        self.entry_cols = c(x.entry_cols)
-        self.entry_values = c(x.entry_values)
-        self.entry_order = None if x.entry_order is None else c(x.entry_order)
-        # Shuffled order inside blocks when nothing is sampled: one seeded permutation, twice.
-        shuffle_order = np.random.Generator(np.random.Philox(key=[x.seed, 99])).permutation(x.nnz)
-        self.shuffle_order = c(np.concatenate([shuffle_order, shuffle_order]).astype(np.int32))
+        # Per-position source tables: entry e = source[p] at position p of a block's window, with
+        # R's row, column and value pre-gathered in that order (one gather level, not two).
+        # Sampling: windows of the expansion's entry order. Shuffled without sampling: a seeded
+        # order of R's entries with a per-(epoch, block) rotation. Canonical: CSR order.
+        if x.entry_order is not None:
+            source = x.entry_order
+        elif shuffle:
+            order = np.random.Generator(np.random.Philox(key=[x.seed, 99])).permutation(x.nnz)
+            source = np.concatenate([order, order]).astype(np.int32)
+        else:
+            source = np.arange(x.nnz, dtype=np.int32)
+        self.source = c(source)
+        self.src_rows = c(x.entry_rows[source])
+        self.src_cols = c(x.entry_cols[source])
+        self.src_values = c(x.entry_values[source])
+        self.rotate = x.entry_order is None and shuffle
         self.row_perm = None if x.row_perm is None else c(x.row_perm.ravel())
         self.col_perm = None if x.col_perm is None else c(x.col_perm.ravel())
         self.row_inner = None if x.row_inner is None else c(x.row_inner.ravel())
@@ -140,14 +150,15 @@ class LazyExpansion:
     def _elements(self, b, k, rot):
         """(block ids b, in-block positions k) int32 [..] -> ids, values, entry, block col."""
         x = self.x
-        if self.entry_order is not None:
-            e = tf.gather(self.entry_order, tf.gather(self.offsets, b) + k)
-        elif rot is not None:
-            e = tf.gather(self.shuffle_order, tf.gather(rot, b) + k)
+        if x.entry_order is not None:
+            p = tf.gather(self.offsets, b) + k
+        elif self.rotate:
+            p = tf.gather(rot, b) + k
         else:
-            e = k
-        r = tf.gather(self.entry_rows, e)
-        col = tf.gather(self.entry_cols, e)
+            p = k
+        r = tf.gather(self.src_rows, p)
+        col = tf.gather(self.src_cols, p)
+        value = tf.gather(self.src_values, p)
         i = tf.gather(self.block_row, b)
         j = tf.gather(self.block_col, b)
         if x.permutation == "none":
@@ -164,12 +175,12 @@ class LazyExpansion:
             li = tf.gather(self.col_perm, j * x.n + v)
         user = tf.cast(i, tf.int64) * x.m + tf.cast(lu, tf.int64)
         item = tf.cast(j, tf.int64) * x.n + tf.cast(li, tf.int64)
-        value = tf.gather(self.entry_values, e)
         if x.values == "product":
             value = value * tf.gather(self.weight, b)
-        return user, item, value, e, j
+        return user, item, value, p, j
 
-    def _is_test(self, user, e, j):
+    def _is_test(self, user, p, j):
+        e = tf.gather(self.source, p)
         r = tf.gather(self.entry_rows, e)
         return (tf.gather(self.last_entry, r) == e) & (tf.gather(self.test_col, user) == j)
 
@@ -192,7 +203,7 @@ class LazyExpansion:
             keep = t < valid_len[:, None]
             if split is not None:
                 test = self._is_test(user, e, j)
-                keep = keep & (~test if split == "train" else test)
+                keep = keep & ~test  # the train stream; test batches come from the Split
             flat = lambda a: tf.reshape(a, [-1])
             return {"user_id": flat(user), "item_id": flat(item), "rating": flat(value),
                     "keep": flat(keep)}
@@ -205,7 +216,7 @@ class LazyExpansion:
         x = self.x
         d = lay.max_blocks_per_chunk
         nblocks = x.m2 * x.n2
-        need_rot = shuffle and self.entry_order is None
+        need_rot = self.rotate
 
         def fn(step):
             epoch = step // lay.steps_per_epoch
@@ -215,7 +226,14 @@ class LazyExpansion:
             pos = tf.where(exists, pos, 0)
             key = tf.bitwise.bitwise_xor(tf.cast(seed, tf.int64) * 0x9E3779B1 & 0xFFFFFFFF,
                                          epoch * 0x85EBCA6B & 0xFFFFFFFF)
-            chunk = feistel_permute(pos, lay.num_chunks, key) if shuffle else pos
+            # Only full chunks are permuted; a partial last chunk stays last, so that only the
+            # epoch's last batch can be short (drop_remainder loses fewer than batch_size).
+            full_chunks = lay.num_interactions // lay.chunk_size
+            if shuffle and full_chunks > 1:
+                permuted = feistel_permute(tf.minimum(pos, full_chunks - 1), full_chunks, key)
+                chunk = tf.where(pos < full_chunks, permuted, pos)
+            else:
+                chunk = pos
             g0 = chunk * lay.chunk_size
             valid_len = tf.where(exists, tf.minimum(lay.num_interactions - g0, lay.chunk_size), 0)
             b0 = tf.searchsorted(self.cum, g0, side="right", out_type=tf.int64) - 1
@@ -298,7 +316,7 @@ def as_dataset(
     if split == "test":
         return _test_dataset(expansion, sp, batch_size, num_shards, shard_index, drop_remainder,
                              negatives, seed)
-    lazy = LazyExpansion(expansion, sp)
+    lazy = LazyExpansion(expansion, sp, shuffle)
     lay = _layout(expansion, batch_size, chunks_per_batch)
     chunk_fn = lazy.chunk_fn(lay, shuffle, seed)
     batch_fn = lazy.batch_fn(lay, jit_compile)
