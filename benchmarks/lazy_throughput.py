@@ -1,0 +1,138 @@
+"""Throughput of the on-the-fly tf.data pipeline against materialized reads and memory copy.
+
+On ml-latest-small at 16x32, batch 65,536, a graph-mode loop (a tf.function iterating the
+dataset) consumes, for several seconds of steady state each:
+  * lazy `paper` canonical order, `paper` shuffled, `movielens-1b` and `coherent` (shuffled);
+  * (a) the same `paper` interactions read back from disk: `read_expansion` shards into
+    `Dataset.from_tensor_slices(...).batch`, and, when the TFDS builder is importable and
+    --tfds is given, `tfds.load` of the prepared per-interaction and user_histories configs;
+  * (b) a NumPy copy of the same number of bytes (20 B per interaction: two int64, a float32),
+    the memory-bound ceiling of one core.
+
+Usage: python benchmarks/lazy_throughput.py [--data DIR] [--seconds 6] [--tfds]
+Targets (2 cores): >= 100M interactions/s shuffled; >= 20x the per-interaction materialized
+read; ahead of the per-user layout; >= 25% of the memory-copy ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _common import data_dir  # noqa: E402
+
+from fractal_tfds import Expansion, read_expansion, reduce_ratings  # noqa: E402
+from fractal_tfds.pipeline import as_dataset  # noqa: E402
+from fractal_tfds.sources import load_ratings  # noqa: E402
+
+BATCH = 65_536
+BYTES_PER_INTERACTION = 8 + 8 + 4
+
+
+@tf.function
+def _consume(ds):
+    n = tf.constant(0, tf.int64)
+    checksum = tf.constant(0, tf.int64)
+    for b in ds:
+        key = "user_id" if "user_id" in b else list(b)[0]
+        n += tf.size(b[key], out_type=tf.int64)
+        checksum += b[key][0]
+    return n, checksum
+
+
+def rate(ds, seconds: float) -> float:
+    """Interactions/s over `seconds` of steady state (after a warm-up pass of a few batches)."""
+    _consume(ds.take(8))
+    steps = 16
+    while True:
+        t = time.perf_counter()
+        n, _ = _consume(ds.take(steps))
+        dt = time.perf_counter() - t
+        if dt >= seconds:
+            return int(n) / dt
+        steps = int(steps * max(2.0, 1.2 * seconds / max(dt, 1e-3)))
+
+
+def memcpy_rate(num_interactions: int) -> float:
+    src = np.ones(BATCH * BYTES_PER_INTERACTION // 8 * 64, np.int64)
+    dst = np.empty_like(src)
+    per_copy = src.nbytes / BYTES_PER_INTERACTION
+    reps = max(1, int(num_interactions / per_copy))
+    t = time.perf_counter()
+    for _ in range(reps):
+        np.copyto(dst, src)
+    return reps * per_copy / (time.perf_counter() - t)
+
+
+def materialized_dataset(out_dir: str) -> tf.data.Dataset:
+    parts = []
+    for users, items, values in read_expansion(out_dir, mmap=False):
+        parts.append(tf.data.Dataset.from_tensor_slices(
+            {"user_id": users, "item_id": items, "rating": np.asarray(values)}).batch(BATCH))
+    ds = parts[0]
+    for p in parts[1:]:
+        ds = ds.concatenate(p)
+    return ds.repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--tfds", action="store_true", help="also read TFDS builds (slow to build)")
+    args = ap.parse_args()
+    csv = os.path.join(data_dir(args.data), "ratings.csv")
+    r_paper = load_ratings(csv, preprocessing="paper")
+    r_implicit = load_ratings(csv, preprocessing="implicit")
+    red = reduce_ratings(r_paper, (16, 32))
+    red_ml1b = reduce_ratings(r_implicit, (16, 32), resize="bilinear")
+    results = {}
+    runs = [("lazy paper canonical", Expansion(r_paper, red, "paper"), False),
+            ("lazy paper shuffled", Expansion(r_paper, red, "paper"), True),
+            ("lazy movielens-1b shuffled", Expansion(r_implicit, red_ml1b, "movielens-1b"), True),
+            ("lazy coherent shuffled", Expansion(r_paper, red, "coherent"), True)]
+    for name, x, shuffle in runs:
+        results[name] = rate(as_dataset(x, BATCH, shuffle=shuffle, epochs=None), args.seconds)
+        print(f"{name:45s} {results[name] / 1e6:8.1f} M interactions/s", flush=True)
+    paper = runs[0][1]
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
+        out = os.path.join(tmp, "paper")
+        paper.write(out, workers=2, progress=False)
+        name = "materialized read_expansion -> from_tensor_slices"
+        results[name] = rate(materialized_dataset(out), args.seconds)
+        print(f"{name:45s} {results[name] / 1e6:8.1f} M interactions/s", flush=True)
+    if args.tfds:
+        from tfds_read import tfds_read_rates  # benchmarks/tfds_read.py (optional)
+
+        for name, value in tfds_read_rates(csv, BATCH, args.seconds, rate).items():
+            results[name] = value
+            print(f"{name:45s} {value / 1e6:8.1f} M interactions/s", flush=True)
+    ceiling = memcpy_rate(paper.num_interactions)
+    print(f"{'NumPy memory copy (20 B/interaction)':45s} {ceiling / 1e6:8.1f} M interactions/s "
+          f"({ceiling * BYTES_PER_INTERACTION / 1e9:.1f} GB/s)")
+    shuffled = results["lazy paper shuffled"]
+    mat = results["materialized read_expansion -> from_tensor_slices"]
+    per_interaction_tfds = results.get("tfds.load per-interaction", 0.22e6)
+    src = "measured" if "tfds.load per-interaction" in results else "NOTES figure 0.22M/s"
+    print(f"ratio lazy shuffled / materialized from_tensor_slices: {shuffled / mat:.1f}x")
+    print(f"ratio lazy shuffled / TFDS per-interaction read ({src}): "
+          f"{shuffled / per_interaction_tfds:.0f}x")
+    if "tfds.load user_histories" in results:
+        print(f"ratio lazy shuffled / TFDS user_histories read: "
+              f"{shuffled / results['tfds.load user_histories']:.1f}x")
+    for name in results:
+        if name.startswith("lazy"):
+            print(f"fraction of memory-copy ceiling, {name}: {results[name] / ceiling:.0%}")
+    ok = shuffled >= 100e6 and shuffled / per_interaction_tfds >= 20 and shuffled / ceiling >= 0.25
+    print(f"targets (>= 100M/s shuffled, >= 20x materialized, >= 25% of copy): "
+          f"{'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
