@@ -37,7 +37,7 @@ setup(
     ],
     extras_require={
         "beam": ["apache-beam>=2.50", "array-record>=0.5"],
-        "test": ["pytest>=7", "ruff>=0.4", "array-record>=0.5", "apache-beam>=2.50"],
+        "test": ["pytest>=7", "ruff>=0.4", "array-record>=0.5", "apache-beam>=2.50", "dill"],
     },
     entry_points={"console_scripts": ["fractal-tfds=fractal_tfds.cli:main"]},
 )

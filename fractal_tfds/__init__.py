@@ -12,3 +12,6 @@ __all__ = [
     "PRESETS", "Expansion", "Ratings", "Reduced", "ShardSpec", "Split", "leave_last_out",
     "parse_factors", "read_expansion", "read_metadata", "reduce_ratings", "write_expansion",
 ]
+
+# Registers the `fractal_movielens` TFDS dataset (imports tensorflow_datasets lazily, not TF).
+from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder  # noqa: E402,F401

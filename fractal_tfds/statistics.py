@@ -77,20 +77,20 @@ def column_sums(expansion, kind: str = "value", exact: bool = True) -> np.ndarra
 
 def source_singular_values(expansion, top: int) -> np.ndarray:
     """Leading `top` singular values of R' (the per-entry values the expansion multiplies)."""
-    cache = expansion.__dict__.setdefault("_sv_cache", {})
-    kind = "value"
-    key = (kind, top)
-    if key not in cache:
-        red = expansion.reduced
-        if expansion.values == "product" and top <= len(red.singular_values):
-            cache[key] = red.singular_values[:top].copy()
-        else:
-            r = expansion.ratings.matrix
-            mat = sp.csr_matrix((expansion.entry_values.astype(np.float64), r.indices, r.indptr),
-                                shape=r.shape)
-            k = min(top, min(mat.shape) - 1) if min(mat.shape) > 1 else 1
-            cache[key] = leading_svd(mat, k, expansion.seed)[1]
-    return cache[key]
+    cache = expansion.__dict__.setdefault("_source_spectrum", {})
+    known = cache.get("values")
+    if known is not None and (len(known) >= top or cache.get("complete")):
+        return known[:top].copy()
+    red = expansion.reduced
+    if expansion.values == "product" and top <= len(red.singular_values):
+        return red.singular_values[:top].copy()
+    r = expansion.ratings.matrix
+    mat = sp.csr_matrix((expansion.entry_values.astype(np.float64), r.indices, r.indptr),
+                        shape=r.shape)
+    k = min(top, min(mat.shape) - 1) if min(mat.shape) > 1 else 1
+    cache["values"] = leading_svd(mat, k, expansion.seed)[1]
+    cache["complete"] = k < top
+    return cache["values"][:top].copy()
 
 
 def singular_values(expansion, top: int = 64) -> np.ndarray:

@@ -38,6 +38,7 @@ def test_deterministic_and_resize_options(real_ratings):
     c = reduce_ratings(real_ratings, (8, 16), seed=5, resize="bilinear")
     assert not np.allclose(a.matrix, c.matrix)
     assert c.diagnostics["resize_options"]["anti_aliasing"] is False
+    assert a.diagnostics["resize_options"]["function"] == "resize_local_mean"
 
 
 def test_nearest_orthonormal_is_polar_factor():
