@@ -268,6 +268,7 @@ def as_dataset(
     shard_index: int = 0,
     input_context: tf.distribute.InputContext | None = None,
     negatives: int = 0,
+    negatives_check: str = "none",
     split: str | None = None,
     drop_remainder: bool = False,
     chunks_per_batch: int = 8,
@@ -289,7 +290,11 @@ def as_dataset(
       input_context: a `tf.distribute.InputContext`; overrides num_shards/shard_index.
       negatives: k > 0 adds k negatives per positive: items uniform over [0, num_items) from
         stateless RNG keyed by (seed, epoch, step), label 0, rating 0; positives get label 1.
-        Collisions with positives are not checked (as the fast NCF loaders).
+        Collisions with positives are not checked (as the fast NCF loaders) unless
+        `negatives_check="exact"`.
+      negatives_check: 'none', or 'exact' for small expansions (<= 200M interactions): every
+        positive (user, item) key is held in a sorted table and each negative is drawn
+        uniformly among the items its user has no interaction with (no rejection loop).
       split: None (all interactions), 'train' (leave-last-out train part) or 'test'.
       drop_remainder: only full batches (static shapes).
       chunks_per_batch: chunks mixed per batch when shuffling.
@@ -312,10 +317,13 @@ def as_dataset(
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
     seed = expansion.seed if seed is None else int(seed)
+    if negatives_check not in ("none", "exact"):
+        raise ValueError(f"negatives_check must be 'none' or 'exact', got {negatives_check!r}")
+    positives = positive_keys(expansion) if negatives and negatives_check == "exact" else None
     sp = leave_last_out(expansion) if split is not None else None
     if split == "test":
         return _test_dataset(expansion, sp, batch_size, num_shards, shard_index, drop_remainder,
-                             negatives, seed)
+                             negatives, seed, positives)
     lazy = LazyExpansion(expansion, sp, shuffle)
     lay = _layout(expansion, batch_size, chunks_per_batch)
     chunk_fn = lazy.chunk_fn(lay, shuffle, seed)
@@ -333,7 +341,7 @@ def as_dataset(
             out = {k: tf.cond(full, lambda v=v: v, lambda v=v: tf.boolean_mask(v, keep))
                    for k, v in out.items()}
         if negatives:
-            out = _add_negatives(out, negatives, expansion.num_items, seed, epoch, b)
+            out = _add_negatives(out, negatives, expansion.num_items, seed, epoch, b, positives)
         return out
 
     stop = start_step + (2**62 if epochs is None else epochs * lay.steps_per_epoch - start_step)
@@ -351,12 +359,58 @@ def as_dataset(
     return ds
 
 
-def _add_negatives(out, k, num_items, seed, epoch, step):
-    """[B] positives -> [B * (1 + k)]: each positive followed by its k negatives."""
+MAX_EXACT_NEGATIVE_POSITIVES = 200_000_000
+
+
+def positive_keys(expansion) -> tuple[tf.Tensor, tf.Tensor]:
+    """Tables for exact negatives (small expansions only), both sorted int64 (P,):
+
+    keys[k] = user * num_items + item of every positive, and
+    gaps[k] = user * num_items + item - (rank of the item among the user's positives), so that
+    the t-th item a user has NOT interacted with is t + #{k of the user: gaps[k] <= key(t)}.
+    """
+    n = expansion.num_interactions
+    if n > MAX_EXACT_NEGATIVE_POSITIVES:
+        raise ValueError(f"negatives_check='exact' holds every positive in memory; this expansion "
+                         f"has {n:,} (limit {MAX_EXACT_NEGATIVE_POSITIVES:,}): use 'none'")
+    keys = np.empty(n, np.int64)
+    step = 1 << 24
+    for start in range(0, n, step):
+        users, items, _ = expansion.interactions(start, start + step)
+        keys[start:start + len(users)] = users.astype(np.int64) * expansion.num_items + items
+    keys = np.unique(keys)
+    users = keys // expansion.num_items
+    first = np.searchsorted(keys, users * expansion.num_items)
+    gaps = keys - (np.arange(len(keys)) - first)
+    return tf.constant(keys), tf.constant(gaps)
+
+
+def _add_negatives(out, k, num_items, seed, epoch, step, positives=None):
+    """[B] positives -> [B * (1 + k)]: each positive followed by its k negatives.
+
+    With `positives` (from `positive_keys`), negatives are drawn uniformly among the items the
+    user has no interaction with (exact, no rejection loop); a user who has every item gets
+    uniform items.
+    """
     n = tf.shape(out["user_id"])[0]
     rng_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, step])
-    neg = tf.random.stateless_uniform([n, k], seed=rng_seed, minval=0, maxval=num_items,
-                                      dtype=tf.int64)
+    if positives is None:
+        neg = tf.random.stateless_uniform([n, k], seed=rng_seed, minval=0, maxval=num_items,
+                                          dtype=tf.int64)
+    else:
+        keys, gaps = positives
+        base = out["user_id"] * num_items  # [n]
+        start = tf.searchsorted(keys, base, side="left", out_type=tf.int64)
+        stop = tf.searchsorted(keys, base + num_items, side="left", out_type=tf.int64)
+        available = num_items - (stop - start)  # [n]
+        u = tf.random.stateless_uniform([n, k], seed=rng_seed, dtype=tf.float64)
+        t = tf.cast(tf.floor(u * tf.cast(tf.maximum(available, 1), tf.float64)[:, None]),
+                    tf.int64)
+        t = tf.minimum(t, tf.maximum(available, 1)[:, None] - 1)
+        query = tf.reshape(base[:, None] + t, [-1])
+        below = tf.reshape(tf.searchsorted(gaps, query, side="right", out_type=tf.int64),
+                           [n, k]) - start[:, None]
+        neg = tf.where(available[:, None] > 0, t + below, t)
     users = tf.repeat(out["user_id"][:, None], 1 + k, axis=1)
     items = tf.concat([out["item_id"][:, None], neg], axis=1)
     rating = tf.concat([out["rating"][:, None], tf.zeros([n, k], tf.float32)], axis=1)
@@ -367,7 +421,7 @@ def _add_negatives(out, k, num_items, seed, epoch, step):
 
 
 def _test_dataset(expansion, sp, batch_size, num_shards, shard_index, drop_remainder,
-                  negatives, seed):
+                  negatives, seed, positives=None):
     users, items, values = sp.test_interactions(expansion)
     ds = tf.data.Dataset.from_tensor_slices(
         {"user_id": users.astype(np.int64), "item_id": items.astype(np.int64),
@@ -377,5 +431,6 @@ def _test_dataset(expansion, sp, batch_size, num_shards, shard_index, drop_remai
         ds = ds.shard(num_shards, shard_index)
     if negatives:
         ds = ds.enumerate().map(lambda s, e: _add_negatives(e, negatives, expansion.num_items,
-                                                            seed, tf.constant(-1, tf.int64), s))
+                                                            seed, tf.constant(-1, tf.int64), s,
+                                                            positives))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -152,3 +152,21 @@ def test_tf_data_service_dynamic_sharding(small_ratings):
     got = _collect(ds)
     np.testing.assert_array_equal(got, _rows(*x.interactions(0, x.num_interactions)))
     del workers
+
+
+def test_exact_negative_check_avoids_positives(small_ratings):
+    # A dense-ish expansion: many uniform negatives would hit positives without the check.
+    x = Expansion(small_ratings, reduce_ratings(small_ratings, (2, 3)), "paper")
+    users, items, _ = x.interactions(0, x.num_interactions)
+    positives = set(zip(users.tolist(), items.tolist()))
+    full = set(np.flatnonzero(np.bincount(users, minlength=x.num_users) == x.num_items).tolist())
+    density = len(positives) / (x.num_users * x.num_items)
+    assert density > 0.03
+    for check, want_collisions in [("none", True), ("exact", False)]:
+        ds = as_dataset(x, 64, negatives=8, negatives_check=check, epochs=2)
+        hits = 0
+        for b in ds:
+            label = b["label"].numpy() == 0
+            pairs = zip(b["user_id"].numpy()[label].tolist(), b["item_id"].numpy()[label].tolist())
+            hits += sum(p in positives and p[0] not in full for p in pairs)
+        assert (hits > 0) == want_collisions, (check, hits)
