@@ -14,6 +14,7 @@ See README.md beside this file for splits, order, Beam runs and the offline (man
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -70,6 +71,7 @@ MOVIELENS_ZIPS = {
 LAYOUTS = ("interactions", "user_histories")
 FILE_FORMATS = ("tfrecord", "array_record")
 # Builds above this many interactions need a Beam runner (a cluster) unless the config says so.
+LOCAL_WRITE_THREADS = 2
 DEFAULT_MAX_LOCAL_INTERACTIONS = 20_000_000_000
 
 STATE_FILENAME = "fractal_state.npz"
@@ -283,7 +285,11 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=(
         if _uses_beam(download_config):
             results = self._run_beam(state, tasks, paths, fmt, download_config)
         else:
-            results = [pipeline.write_task(state, t, *paths[t[1]], fmt) for t in tasks]
+            # Two threads: NumPy generation and the record writers release the GIL for most of
+            # their time, so both cores work without forking a process that holds TensorFlow.
+            with concurrent.futures.ThreadPoolExecutor(LOCAL_WRITE_THREADS) as pool:
+                results = list(pool.map(
+                    lambda t: pipeline.write_task(state, t, *paths[t[1]], fmt), tasks))
         results = sorted(results, key=lambda r: r["index"])
         self._record_metadata(state)
         split_infos = []
@@ -386,21 +392,50 @@ def batched_dataset(builder: tfds.core.DatasetBuilder, split: str = "train",
     example at a time), shards interleaved in parallel. `features` selects a subset of columns
     (fewer columns parse faster).
 
-    Returns a `tf.data.Dataset` of dicts of (<= batch_size,) tensors (batches do not span shards).
+    Returns a `tf.data.Dataset` of dicts of (batch_size,) tensors (the last one may be shorter).
     """
     import tensorflow as tf
 
-    info = builder.info
-    files = [str(p) for p in info.splits[split].filepaths]
+    files = [str(p) for p in builder.info.splits[split].filepaths]
+    spec = parse_spec(builder, features)
+    # Each reader parses its own small batches (8,192 records: parsing stays in cache), readers
+    # run in parallel, and `rebatch` joins them into batch_size: measured 1.0-1.2M/s on 2 cores
+    # where batching 65,536 serialized records before one parse gave 0.4-0.6M/s.
+    inner = min(8192, batch_size)
+    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=16 << 20).batch(inner).map(
+            lambda r: tf.io.parse_example(r, spec)),
+        cycle_length=cycle_length, num_parallel_calls=cycle_length, deterministic=deterministic)
+    return ds.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def parse_spec(builder: tfds.core.DatasetBuilder, features: list[str] | None = None) -> dict:
+    """`tf.io.parse_example` spec of the builder's features (optionally a subset)."""
+    import tensorflow as tf
+
     spec = {}
-    for name, feat in info.features.items():
+    for name, feat in builder.info.features.items():
         if features is not None and name not in features:
             continue
-        dt = feat.dtype if hasattr(feat, "dtype") else feat.np_dtype
+        dt = feat.np_dtype
         spec[name] = (tf.io.FixedLenFeature([], dt) if feat.shape == ()
                       else tf.io.RaggedFeature(dt))
-    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-        lambda f: tf.data.TFRecordDataset(f).batch(batch_size), cycle_length=cycle_length,
-        num_parallel_calls=cycle_length, deterministic=deterministic)
-    return ds.map(lambda r: tf.io.parse_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=deterministic)
+    return spec
+
+
+def random_access_batch(builder: tfds.core.DatasetBuilder, split: str, indices,
+                        features: list[str] | None = None, _cache: dict = {}) -> dict:  # noqa: B006
+    """Examples at `indices` of an array_record build, parsed in one `tf.io.parse_example`.
+
+    Random access without TFDS's per-example Python decoding (`tfds.data_source`): the
+    ArrayRecord reader fetches the serialized records, TensorFlow parses them as a batch.
+    """
+    import tensorflow as tf
+    from array_record.python import array_record_data_source
+
+    key = (str(builder.data_path), split)
+    if key not in _cache:
+        files = [str(p) for p in builder.info.splits[split].filepaths]
+        _cache[key] = array_record_data_source.ArrayRecordDataSource(files)
+    records = _cache[key].__getitems__([int(i) for i in indices])
+    return tf.io.parse_example(records, parse_spec(builder, features))

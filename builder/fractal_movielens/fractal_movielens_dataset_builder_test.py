@@ -126,6 +126,11 @@ def test_beam_direct_runner_two_workers_equals_local_build(tmp_path):
     assert local.info.splits["train"].num_examples + local.info.splits["test"].num_examples == 352
     ds = beamed.as_data_source()
     assert len(ds["train"]) == 320 and ds["test"][3]["user_id"] >= 0
+    idx = [5, 0, 319, 5]
+    batch = fm.random_access_batch(beamed, "train", idx, features=["user_id", "item_id"])
+    for k, i in enumerate(idx):
+        assert batch["user_id"][k].numpy() == ds["train"][i]["user_id"]
+        assert batch["item_id"][k].numpy() == ds["train"][i]["item_id"]
     leftovers = [f for f in os.listdir(beamed.data_dir) if "fractal_state" in f]
     assert not leftovers
 
