@@ -81,11 +81,34 @@ def materialized_dataset(out_dir: str) -> tf.data.Dataset:
     return ds.repeat().prefetch(tf.data.AUTOTUNE)
 
 
+def tfds_read_rates(manual_dir: str, data_dir: str | None, seconds: float) -> dict:
+    """Read rates of the prepared TFDS builds (per-interaction and user_histories layouts)."""
+    import tensorflow_datasets as tfds
+
+    from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
+
+    data_dir = data_dir or tempfile.mkdtemp(prefix="fractal_tfds_lazy_bench_")
+    out = {}
+    for config in ("latest-small-16x32-movielens-1b", "latest-small-16x32-movielens-1b-user-histories"):
+        b = tfds.builder(f"fractal_movielens/{config}", data_dir=data_dir)
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        if config.endswith("user-histories"):
+            ds = b.as_dataset(split="train").map(lambda e: {"user_id": e["item_ids"]})
+            out["tfds.load user_histories"] = rate(ds.repeat().prefetch(16), seconds)
+        else:
+            ds = fm.batched_dataset(b, "train", BATCH, features=["user_id", "item_id", "rating"])
+            out["tfds.load per-interaction"] = rate(ds.repeat(), seconds)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None)
     ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--tfds", action="store_true", help="also read TFDS builds (slow to build)")
+    ap.add_argument("--tfds", action="store_true",
+                    help="also build (or reuse from --tfds-dir) and read the TFDS configs "
+                         "latest-small-16x32-movielens-1b[-user-histories]")
+    ap.add_argument("--tfds-dir", default=None, help="TFDS data_dir to build into / reuse")
     args = ap.parse_args()
     csv = os.path.join(data_dir(args.data), "ratings.csv")
     r_paper = load_ratings(csv, preprocessing="paper")
@@ -108,9 +131,8 @@ def main() -> None:
         results[name] = rate(materialized_dataset(out), args.seconds)
         print(f"{name:45s} {results[name] / 1e6:8.1f} M interactions/s", flush=True)
     if args.tfds:
-        from tfds_read import tfds_read_rates  # benchmarks/tfds_read.py (optional)
-
-        for name, value in tfds_read_rates(csv, BATCH, args.seconds, rate).items():
+        for name, value in tfds_read_rates(os.path.dirname(csv), args.tfds_dir,
+                                           args.seconds).items():
             results[name] = value
             print(f"{name:45s} {value / 1e6:8.1f} M interactions/s", flush=True)
     ceiling = memcpy_rate(paper.num_interactions)

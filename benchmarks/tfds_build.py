@@ -75,9 +75,9 @@ def main() -> None:
 
     import numpy as np
     import tensorflow_datasets as tfds
-    from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
 
     import fractal_tfds  # noqa: F401
+    from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
 
     rows = []
     root = args.keep or tempfile.mkdtemp(prefix="fractal_tfds_bench_")

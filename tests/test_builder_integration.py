@@ -26,9 +26,9 @@ def test_build_latest_small_offline_and_read_back(data_dir, tmp_path):
     import numpy as np
     import tensorflow as tf
     import tensorflow_datasets as tfds
-    from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
 
     import fractal_tfds
+    from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
     from fractal_tfds.sources import load_ratings
 
     builder = tfds.builder(f"fractal_movielens/{CONFIG}", data_dir=str(tmp_path))

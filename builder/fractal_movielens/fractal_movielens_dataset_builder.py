@@ -22,8 +22,8 @@ import logging
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from fractal_tfds.builder.fractal_movielens import pipeline
 
+from fractal_tfds.builder.fractal_movielens import pipeline
 from fractal_tfds.expansion import PRESETS, Expansion
 from fractal_tfds.reduce import parse_factors, reduce_ratings
 from fractal_tfds.split import leave_last_out

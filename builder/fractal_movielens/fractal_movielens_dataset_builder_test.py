@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
 from fractal_tfds.builder.fractal_movielens import fractal_movielens_dataset_builder as fm
 from fractal_tfds.builder.fractal_movielens import pipeline
-
 from fractal_tfds.expansion import Expansion
 from fractal_tfds.reduce import reduce_ratings
 from fractal_tfds.sources import load_ratings

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
-from fractal_tfds.builder.fractal_movielens import records
 
+from fractal_tfds.builder.fractal_movielens import records
 from fractal_tfds.expansion import Expansion
 from fractal_tfds.ratings import Ratings
 from fractal_tfds.reduce import Reduced
