@@ -127,6 +127,9 @@ def cmd_expand(args) -> int:
 
         write_report(x, os.path.join(args.out, "report"), measured_dir=args.out)
     dt = time.perf_counter() - t0
+    for f in x.ratings.filters:
+        print(f"filter {f['name']}: removed {f['rows_removed']:,} ratings, "
+              f"{f['users_removed']:,} users, {f['items_removed']:,} items", file=sys.stderr)
     print(f"expanded {x.ratings.source} ({x.nnz:,} ratings) at {x.m2}x{x.n2} preset={x.preset} "
           f"seed={x.seed}: {x.num_users:,} users x {x.num_items:,} items, "
           f"{x.num_interactions:,} interactions in {len(meta['shards'])} shards -> {args.out} "
