@@ -37,7 +37,10 @@ setup(
     ],
     extras_require={
         "beam": ["apache-beam>=2.50", "array-record>=0.5"],
-        "test": ["pytest>=7", "ruff>=0.4", "array-record>=0.5", "apache-beam>=2.50", "dill"],
+        "test": ["pytest>=7", "ruff>=0.4", "array-record>=0.5", "apache-beam>=2.50", "dill",
+                 "mlcroissant"],
+        # The `tfds` command of tensorflow-datasets 4.9.x imports mlcroissant.
+        "cli": ["mlcroissant"],
     },
     entry_points={"console_scripts": ["fractal-tfds=fractal_tfds.cli:main"]},
 )

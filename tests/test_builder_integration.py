@@ -61,3 +61,20 @@ def test_build_latest_small_offline_and_read_back(data_dir, tmp_path):
         n += int(tf.size(b["user_id"]))
         max_item = max(max_item, int(tf.reduce_max(b["item_id"])))
     assert n == splits["train"].num_examples and max_item < x.num_items
+
+
+def test_tfds_cli_build_with_imports(data_dir, tmp_path):
+    """The documented command: `tfds build --imports fractal_tfds --config ...` (offline)."""
+    import shutil
+    import subprocess
+
+    tfds_cli = shutil.which("tfds")
+    if tfds_cli is None:
+        pytest.fail("the `tfds` command is missing: install tensorflow-datasets")
+    out = subprocess.run(
+        [tfds_cli, "build", "fractal_movielens", "--imports", "fractal_tfds", "--config", CONFIG,
+         "--data_dir", str(tmp_path), "--manual_dir", data_dir],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    files = os.listdir(tmp_path / "fractal_movielens" / CONFIG / "1.0.0")
+    assert any(f.startswith("fractal_movielens-train.tfrecord") for f in files)
