@@ -393,6 +393,18 @@ class Expansion:
 
         return statistics.summary(self, top_singular)
 
+    # ------------------------------------------------------------------ consumers
+    def as_dataset(self, batch_size: int, **options):
+        """A `tf.data.Dataset` synthesizing this expansion lazily (imports TensorFlow).
+
+        Same interactions as `write`; options as `fractal_tfds.pipeline.as_dataset` (shuffle,
+        seed, epochs, start_step, num_shards, shard_index, input_context, negatives,
+        negatives_check, split, drop_remainder).
+        """
+        from fractal_tfds.pipeline import as_dataset
+
+        return as_dataset(self, batch_size, **options)
+
     # ------------------------------------------------------------------ writing
     def metadata(self) -> dict:
         return {

@@ -28,7 +28,7 @@ def test_lazy_equals_written_on_real_data(real_ratings, tmp_path, preset, shuffl
     x = Expansion(real_ratings, reduce_ratings(real_ratings, (2, 3)), preset, seed=5)
     x.write(str(tmp_path / "out"), workers=1, progress=False)
     written = _rows(*[np.concatenate(c) for c in zip(*read_expansion(str(tmp_path / "out")))])
-    lazy = _collect(as_dataset(x, 8192, shuffle=shuffle))
+    lazy = _collect(x.as_dataset(8192, shuffle=shuffle))
     assert lazy.shape == written.shape == (x.num_interactions, 3)
     np.testing.assert_array_equal(lazy, written)
 
