@@ -30,7 +30,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from fractal_tfds.expansion import random_stream
+
 INT32_MAX = 2**31 - 1
+STREAM_SHUFFLE_ORDER = 101  # counter-based stream id of the in-block order when shuffling
 
 
 # ----------------------------------------------------------------------------- permutations
@@ -105,7 +108,7 @@ def _layout(expansion, batch_size: int, chunks_per_batch: int) -> StreamLayout:
 class LazyExpansion:
     """TensorFlow view of an `Expansion`: tables as constants, batch functions, datasets."""
 
-    def __init__(self, expansion, split=None, shuffle: bool = True):
+    def __init__(self, expansion, split=None, shuffle: bool = True, seed: int | None = None):
         x = expansion
         self.x = x
         if x.nnz >= 2**30:
@@ -126,7 +129,8 @@ class LazyExpansion:
         if x.entry_order is not None:
             source = x.entry_order
         elif shuffle:
-            order = np.random.Generator(np.random.Philox(key=[x.seed, 99])).permutation(x.nnz)
+            seed = x.seed if seed is None else seed
+            order = random_stream(seed, STREAM_SHUFFLE_ORDER).permutation(x.nnz)
             source = np.concatenate([order, order]).astype(np.int32)
         else:
             source = np.arange(x.nnz, dtype=np.int32)
@@ -324,7 +328,7 @@ def as_dataset(
     if split == "test":
         return _test_dataset(expansion, sp, batch_size, num_shards, shard_index, drop_remainder,
                              negatives, seed, positives)
-    lazy = LazyExpansion(expansion, sp, shuffle)
+    lazy = LazyExpansion(expansion, sp, shuffle, seed)
     lay = _layout(expansion, batch_size, chunks_per_batch)
     chunk_fn = lazy.chunk_fn(lay, shuffle, seed)
     batch_fn = lazy.batch_fn(lay, jit_compile)
