@@ -50,7 +50,7 @@ def _consume(ds):
     return n, checksum
 
 
-def rate(ds, seconds: float, windows: int = 2) -> float:
+def rate(ds, seconds: float, windows: int = 3) -> float:
     """Interactions/s: the best of `windows` steady-state windows of >= `seconds` each, after a
     warm-up (the machine is shared and noisy; the best window is the least disturbed)."""
     _consume(ds.take(8))
