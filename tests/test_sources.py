@@ -18,8 +18,8 @@ from fractal_tfds.sources import MOVIELENS, MovieLensEntry, SourceError, load_ra
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER_CSV = FIXTURES / "ratings_header.csv"
-TAB_DATA = FIXTURES / "u.data"
-COLON_DAT = FIXTURES / "ratings.dat"
+TAB_DATA = FIXTURES / "seven_ratings_tab.tsv"
+COLON_DAT = FIXTURES / "seven_ratings_colons.txt"
 STRING_IDS = FIXTURES / "string_ids.csv"
 
 # The fixtures hold the same 7 ratings (the csv has half stars, the others integers).
