@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,9 +64,9 @@ class Ratings:
     def nnz(self) -> int:
         return int(self.matrix.nnz)
 
-    @property
+    @functools.cached_property
     def entry_rows(self) -> np.ndarray:
-        """(nnz,) int32 row (user) index of each stored entry, in CSR order."""
+        """(nnz,) int32 row (user) index of each stored entry, in CSR order (computed once)."""
         m = self.matrix
         return np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
 
