@@ -287,9 +287,12 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=(
         else:
             # Two threads: NumPy generation and the record writers release the GIL for most of
             # their time, so both cores work without forking a process that holds TensorFlow.
+            from tqdm.auto import tqdm
+
             with concurrent.futures.ThreadPoolExecutor(LOCAL_WRITE_THREADS) as pool:
-                results = list(pool.map(
-                    lambda t: pipeline.write_task(state, t, *paths[t[1]], fmt), tasks))
+                jobs = pool.map(lambda t: pipeline.write_task(state, t, *paths[t[1]], fmt), tasks)
+                results = list(tqdm(jobs, total=len(tasks), unit="shard",
+                                    desc=f"fractal_movielens/{cfg.name}"))
         results = sorted(results, key=lambda r: r["index"])
         self._record_metadata(state)
         split_infos = []
