@@ -139,7 +139,7 @@ def cmd_expand(args) -> int:
 
 def cmd_stats(args) -> int:
     from fractal_tfds.io import read_expansion, read_metadata
-    from fractal_tfds.statistics import measure
+    from fractal_tfds.statistics import measure, std_over_mean
 
     x = _expansion(args)
     stats = x.statistics(top_singular=args.top)
@@ -156,8 +156,7 @@ def cmd_stats(args) -> int:
                                             / np.abs(rows).max()),
             "column_sums_max_rel_error": float(np.abs(ms["column_sums"] - cols).max()
                                                / np.abs(cols).max()),
-            "user_degree_std_over_mean": float(ms["row_counts"][ms["row_counts"] > 0].std()
-                                               / ms["row_counts"][ms["row_counts"] > 0].mean()),
+            "user_degree_std_over_mean": std_over_mean(ms["row_counts"]),
         }
     print(json.dumps(stats, default=_json_default, indent=1))
     return 0

@@ -39,7 +39,7 @@ def write_report(expansion, out_dir: str, measured_dir: str | None = None,
     import matplotlib.pyplot as plt
 
     from fractal_tfds.io import read_expansion
-    from fractal_tfds.statistics import measure
+    from fractal_tfds.statistics import measure, std_over_mean
 
     os.makedirs(out_dir, exist_ok=True)
     x = expansion
@@ -53,8 +53,8 @@ def write_report(expansion, out_dir: str, measured_dir: str | None = None,
         measured = measure(read_expansion(measured_dir), x.num_users, x.num_items)
         stats["measured"] = {
             "num_interactions": measured["num_interactions"],
-            "user_degree_std_over_mean": float(_cv(measured["row_counts"])),
-            "item_degree_std_over_mean": float(_cv(measured["column_counts"])),
+            "user_degree_std_over_mean": float(std_over_mean(measured["row_counts"])),
+            "item_degree_std_over_mean": float(std_over_mean(measured["column_counts"])),
         }
         stats["measured"]["user_degree_spread_ratio"] = (
             stats["measured"]["user_degree_std_over_mean"]
@@ -86,10 +86,10 @@ def write_report(expansion, out_dir: str, measured_dir: str | None = None,
     ideg = measured["column_counts"] if measured is not None else x.column_sums("count")
     tag = "measured" if measured is not None else "expected"
     _rank_plot(axes[0], [("R", np.diff(r.indptr)), (f"R~ {tag}", udeg)],
-               f"user degrees (spread ratio {_cv(udeg) / _cv(np.diff(r.indptr)):.2f})")
+               f"user degrees (spread ratio {std_over_mean(udeg) / std_over_mean(np.diff(r.indptr)):.2f})")
     real_ideg = np.bincount(r.indices, minlength=x.n)
     _rank_plot(axes[1], [("R", real_ideg), (f"R~ {tag}", ideg)],
-               f"item degrees (spread ratio {_cv(ideg) / _cv(real_ideg):.2f})")
+               f"item degrees (spread ratio {std_over_mean(ideg) / std_over_mean(real_ideg):.2f})")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "degrees.png"), dpi=110)
     plt.close(fig)
@@ -98,9 +98,3 @@ def write_report(expansion, out_dir: str, measured_dir: str | None = None,
         json.dump(stats, fh, indent=1, default=float)
     return stats
 
-
-def _cv(x: np.ndarray) -> float:
-    """std / mean over the non-zero entries (active users or items)."""
-    x = np.asarray(x, np.float64)
-    x = x[x > 0]
-    return float(x.std() / x.mean())

@@ -40,18 +40,16 @@ def row_sums(expansion, kind: str = "value", exact: bool = True) -> np.ndarray:
     m, m2, n2 = expansion.m, expansion.m2, expansion.n2
     base = np.bincount(expansion.entry_rows, weights=q, minlength=m)
     out = np.zeros(m2 * m, np.float64)
+    rows = np.arange(m, dtype=np.int32)
     if expansion.permutation == "block" and exact:
         for i in range(m2):
             acc = out[i * m:(i + 1) * m]
-            rows = np.arange(m, dtype=np.int32)
             for j in range(n2):
                 acc[expansion.row_map(i, j, rows)] += f[i, j] * base
         return out
     a = f.sum(axis=1)  # (m2,)
     for i in range(m2):
-        local = expansion.row_map(i, 0, np.arange(m, dtype=np.int32)) \
-            if expansion.permutation == "coherent" else np.arange(m)
-        out[i * m + local] = a[i] * base
+        out[i * m + expansion.row_map(i, 0, rows)] = a[i] * base
     return out
 
 
@@ -70,8 +68,7 @@ def column_sums(expansion, kind: str = "value", exact: bool = True) -> np.ndarra
         return out
     a = f.sum(axis=0)  # (n2,)
     for j in range(n2):
-        local = expansion.col_map(0, j, cols) if expansion.permutation == "coherent" else cols
-        out[j * n + local] = a[j] * base
+        out[j * n + expansion.col_map(0, j, cols)] = a[j] * base
     return out
 
 
@@ -104,6 +101,13 @@ def singular_values(expansion, top: int = 64) -> np.ndarray:
     s_big = source_singular_values(expansion, top)
     prod = np.outer(s_small, s_big).ravel()
     return np.sort(prod)[::-1][:top]
+
+
+def std_over_mean(x: np.ndarray) -> float:
+    """Degree spread: std / mean over the non-zero entries (active users or items)."""
+    x = np.asarray(x, np.float64)
+    x = x[x > 0]
+    return float(x.std() / x.mean()) if len(x) else 0.0
 
 
 def _spread(x: np.ndarray) -> dict:
